@@ -1,0 +1,3 @@
+"""gaitjax: GaitDynamics in JAX/Flax."""
+
+__version__ = "0.1.0"
