@@ -1,0 +1,62 @@
+"""Trains a gaitjax model: `python train.py --config=configs/<name>.py[:args] --workdir=DIR`.
+
+Multi-process: run the same command once per process with --num_processes, --process_id and
+--coordinator (host:port of process 0); on managed clusters jax.distributed detects these itself.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, plots).")
+_COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0 (multi-process runs).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process runs).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process runs).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _fail(message: str) -> None:
+    print(f"train.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    # An unknown --config.* key or a bad config argument would otherwise end in a long traceback.
+    from gaitjax.train.config_check import ConfigError
+
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:
+        key = next((a.split("=")[0] for a in argv if a.startswith("--config.")), "--config.*")
+        _fail(f"unknown config key in {key}: {str(e.args[0] if e.args else e).strip()!r}")
+    except ConfigError as e:
+        _fail(str(e))
+    except flags.Error as e:
+        _fail(str(e))
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+    import jax
+
+    if _NUM_PROCESSES.value and _NUM_PROCESSES.value > 1:
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    from gaitjax.data.errors import GaitDataError
+    from gaitjax.parallel.mesh import MeshConfigError
+    from gaitjax.train.config_check import ConfigError
+    from gaitjax.train.loop import NonFiniteLossError, train
+
+    try:
+        train(_CONFIG.value, _WORKDIR.value)
+    except (ConfigError, MeshConfigError, GaitDataError, NonFiniteLossError) as e:
+        _fail(str(e))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)
