@@ -174,9 +174,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
     mesh = mesh_lib.make_mesh(run.mesh)
     mesh_lib.check_batch_size(run.data.batch_size, mesh)
 
-    init_key, train_key = jax.random.split(jax.random.key(run.seed), 4)[
-        :2
-    ]  # streams: init, train, eval, sample
+    # One root key, split once into the named streams: init, train, eval, sample.
+    init_key, train_key, _eval_key, _sample_key = jax.random.split(jax.random.key(run.seed), 4)
     overrides = dict(run.model.overrides)
     if run.model.kind == "denoiser":
         overrides["prediction"] = run.diffusion.prediction
