@@ -84,23 +84,27 @@ class Subject:
         types = {n: c.motion_type for n, c in model.coordinates.items()}
         return cls(Path(osim_path), types, skeleton, mass, height)
 
+    @property
+    def signs(self) -> np.ndarray:
+        """[23] +1/-1: the model's convention -> GaitDynamics' (see `gaitdynamics_signs`)."""
+        from gaitjax.skeleton.tree import gaitdynamics_signs
+
+        return gaitdynamics_signs(self.skeleton, ch.OSIM_DOF_COLUMNS)
+
     def calcn_fn(self):
-        """coords [T, 23] (model order) -> calcaneus origins [T, 2, 3] by our FK of the user's model."""
+        """coords [T, 23] (GaitDynamics order and convention) -> calcaneus origins [T, 2, 3] by our FK of the
+        user's model."""
         import jax
 
         from gaitjax.skeleton.fk import apply_couplers, forward_kinematics
+        from gaitjax.skeleton.tree import gaitdynamics_to_q
 
         sk = self.skeleton
         idx = np.array([sk.body_names.index(b) for b in ("calcn_r", "calcn_l")])
-        cols = [
-            (k, sk.coordinate_index[n]) for k, n in enumerate(ch.OSIM_DOF_COLUMNS) if n in sk.coordinate_index
-        ]
         fk = jax.jit(lambda q: forward_kinematics(sk, apply_couplers(sk, q)).body_pos_m[:, idx])
 
         def calcn(coords_tc: np.ndarray) -> np.ndarray:
-            q = np.tile(np.asarray(sk.default_q, np.float64), (coords_tc.shape[0], 1))
-            for k, j in cols:
-                q[:, j] = coords_tc[:, k]
+            q = gaitdynamics_to_q(sk, ch.OSIM_DOF_COLUMNS, coords_tc)
             return np.asarray(fk(q.astype(np.float32)), np.float64)
 
         return calcn
@@ -135,6 +139,7 @@ def _read_coordinates(mot: Path, subject: Subject) -> tuple[np.ndarray, np.ndarr
     for k, name in enumerate(sub.columns):
         if name in _COORD:
             coords[:, _COORD[name]] = sub.values[:, k]
+    coords *= subject.signs  # to the GaitDynamics convention (knee flexion positive)
     missing = [c for c in ch.OSIM_DOF_COLUMNS if c not in sub.columns and c not in ch.FROZEN_DOFS]
     return table.time_s, coords, missing, ignored
 
@@ -271,6 +276,7 @@ def predict_trial(
         out = np.stack([np.interp(time_s, t100, filled[:, j]) for j in range(filled.shape[1])], -1)
         known = [j for j, n in enumerate(ch.OSIM_DOF_COLUMNS) if n not in missing and n not in ch.FROZEN_DOFS]
         out[:, known] = coords_src[:, known]  # measured coordinates are written as measured
+        out *= subject.signs  # back to the model's own convention
         write_storage(
             out_dir / f"{stem}_kinematics_filled.mot",
             ch.OSIM_DOF_COLUMNS,

@@ -1,6 +1,8 @@
 """`python -m gaitjax.data.prepare --source DIR --out STORE`: real gait files -> a prepared store.
 
-Per trial, in order: coordinates to radians (unit from the header, rotational columns only), resampling to
+Per trial, in order: coordinates to radians (unit from the header, rotational columns only) and to the
+GaitDynamics convention (knee flexion positive: models whose knee flexes negatively, like gait2392 and
+Hamner's, are negated; see `gaitjax.skeleton.tree.gaitdynamics_signs`), resampling to
 100 Hz, forward kinematics of the trial's own `.osim` (calcanei and toes), force plates assigned to feet,
 GRF filtered and resampled onto the 100 Hz frames, yaw alignment to the median heading, belt-speed estimate
 from the stance toes, every pruning rule, then the 63-channel representation of the whole trial, split into
@@ -224,10 +226,9 @@ def process_trial(inp: TrialInput, *, evaluation: bool = False, treadmill: bool 
     force_n[~valid_t] = 0.0
     cop_m[~valid_t] = 0.0
 
-    coords = np.zeros((n_t, len(ch.OSIM_DOF_COLUMNS)))
-    for k, name in enumerate(ch.OSIM_DOF_COLUMNS):
-        if name in skel.coordinate_index:
-            coords[:, k] = q100[:, skel.coordinate_index[name]]
+    from gaitjax.skeleton.tree import q_to_gaitdynamics
+
+    coords = q_to_gaitdynamics(skel, ch.OSIM_DOF_COLUMNS, q100)  # knee flexion positive, as GaitDynamics
     pelvis = [_COORD[n] for n in ch.JOINTS_3D["pelvis"]]
     pelvis_t = [_COORD[n] for n in ch.TRANSLATION_COLUMNS]
     m_yaw, heading_range = preprocess.yaw_alignment(coords[:, pelvis])

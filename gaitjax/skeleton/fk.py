@@ -69,7 +69,9 @@ def _custom_joint(joint: JointSpec, q: jax.Array, batch: tuple[int, ...]) -> tup
         rot = rot @ _axis_rotation(ax.axis, value(ax))
     pos = jnp.zeros((*batch, 3), q.dtype)
     for ax in joint.translations:
-        pos = pos + value(ax)[..., None] * ax.axis
+        # An explicit dtype: jax caches the device copy of a reused numpy constant, and a copy made in
+        # float32 mode would be handed to a float64 computation after `jax.enable_x64` (a runtime error).
+        pos = pos + value(ax)[..., None] * jnp.asarray(ax.axis, q.dtype)
     return rot, pos
 
 

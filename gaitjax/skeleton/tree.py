@@ -208,3 +208,43 @@ def build_skeleton(model: osim.OsimModel) -> Skeleton:
         coordinate_range=np.array([c.range for c in coords], np.float64).reshape(-1, 2),
         rotational=np.array([c.motion_type == "rotational" for c in coords], bool),
     )
+
+
+# Knees whose model range is mostly negative (gait2392, Hamner: -120..10 deg) bend with negative values; the
+# GaitDynamics channels use the AddBiomechanics/Rajagopal convention, flexion positive (0..140 deg).
+_SIGNED_KNEES = ("knee_angle_r", "knee_angle_l")
+
+
+def gaitdynamics_signs(skeleton: Skeleton, names: tuple[str, ...]) -> np.ndarray:
+    """+1/-1 per coordinate name: -1 for a knee whose model convention is flexion-negative.
+
+    Decided from the model's range: a knee coordinate whose upper limit is below 0.5 rad while its lower
+    limit is below -1 rad flexes negatively.
+    """
+    signs = np.ones(len(names))
+    for k, name in enumerate(names):
+        if name in _SIGNED_KNEES and name in skeleton.coordinate_index:
+            lo, hi = skeleton.coordinate_range[skeleton.coordinate_index[name]]
+            if hi < 0.5 and lo < -1.0:
+                signs[k] = -1.0
+    return signs
+
+
+def gaitdynamics_to_q(skeleton: Skeleton, names: tuple[str, ...], coords_tn: np.ndarray) -> np.ndarray:
+    """GaitDynamics-convention coordinates [T, len(names)] -> the model's q [T, n] (defaults elsewhere)."""
+    coords_tn = np.asarray(coords_tn, np.float64) * gaitdynamics_signs(skeleton, names)
+    q = np.tile(np.asarray(skeleton.default_q, np.float64), (coords_tn.shape[0], 1))
+    for k, name in enumerate(names):
+        if name in skeleton.coordinate_index:
+            q[:, skeleton.coordinate_index[name]] = coords_tn[:, k]
+    return q
+
+
+def q_to_gaitdynamics(skeleton: Skeleton, names: tuple[str, ...], q_tn: np.ndarray) -> np.ndarray:
+    """The model's q [T, n] -> the named coordinates [T, len(names)] in the GaitDynamics convention
+    (0 for names the model lacks)."""
+    out = np.zeros((np.shape(q_tn)[0], len(names)))
+    for k, name in enumerate(names):
+        if name in skeleton.coordinate_index:
+            out[:, k] = np.asarray(q_tn)[:, skeleton.coordinate_index[name]]
+    return out * gaitdynamics_signs(skeleton, names)

@@ -63,7 +63,9 @@ def test_kept_trial_matches_its_source_files(train_store, real_data):
     t_ik, ik = _read_columns(folder / "run200_ik.mot", ["knee_angle_r", "ankle_angle_l"])
     t_grf, grf = _read_columns(folder / "run200_grf.mot", ["ground_force_1_vy", "ground_force_2_vy"])
     assert x_tc.shape[0] == t_ik.shape[0] == 233  # nRows of the IK file, already 100 Hz
-    np.testing.assert_allclose(x_tc[:, ch.CHANNEL_INDEX["knee_angle_r"]], ik["knee_angle_r"], atol=2e-6)
+    # final.osim's knee flexes negatively (range -160..10 deg); GaitDynamics channels flex positively.
+    np.testing.assert_allclose(x_tc[:, ch.CHANNEL_INDEX["knee_angle_r"]], -ik["knee_angle_r"], atol=2e-6)
+    assert x_tc[:, ch.CHANNEL_INDEX["knee_angle_r"]].max() > np.radians(60)  # running: deep swing flexion
     np.testing.assert_allclose(x_tc[:, ch.CHANNEL_INDEX["ankle_angle_l"]], ik["ankle_angle_l"], atol=2e-6)
     # Vertical force is unchanged by the yaw alignment; right foot = set 1 (SOURCES.md).
     grf_vy = np.interp(t_ik, t_grf, grf["ground_force_1_vy"]) / e.meta.mass_kg

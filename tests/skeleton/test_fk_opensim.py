@@ -355,3 +355,30 @@ def test_fk_matches_opensim_on_synthetic_joint_and_function_types(tmp_path):
     qs = np.random.default_rng(0).uniform(-1.4, 1.4, size=(N_RANDOM, len(m.skeleton.coordinate_names)))
     pos_err, rot_err, joint_err = m.compare(qs)
     assert max(pos_err, joint_err) < POS_TOL_M and rot_err < ROT_TOL
+
+
+@pytest.mark.parametrize(
+    ("rel", "sign"),
+    [
+        ("walk_gait2392_subject01/subject01_simbody.osim", -1.0),  # knee range -120..10 deg
+        ("run_hamner2013_subject04/final.osim", -1.0),
+        ("walk_opencap_subject4/optimized_scale_and_markers.osim", 1.0),  # walker knee 0..140 deg
+        ("walk_rajagopal2016/Rajagopal2016.osim", 1.0),
+    ],
+)
+def test_knee_convention_follows_the_model_range(real_data, rel, sign):
+    from gaitjax.skeleton.tree import gaitdynamics_signs, gaitdynamics_to_q, q_to_gaitdynamics
+
+    skeleton = build_skeleton(osim.parse_osim(real_data / rel))
+    names = ("knee_angle_r", "hip_flexion_r", "knee_angle_l")
+    np.testing.assert_array_equal(gaitdynamics_signs(skeleton, names), [sign, 1.0, sign])
+    coords = np.array([[0.7, 0.3, 1.1]])
+    q = gaitdynamics_to_q(skeleton, names, coords)
+    assert q[0, skeleton.coordinate_index["knee_angle_r"]] == sign * 0.7
+    np.testing.assert_array_equal(q_to_gaitdynamics(skeleton, names, q), coords)
+    # A flexed knee in the GaitDynamics convention is a flexed knee of the model: the ankle moves backwards
+    # (-x) relative to the knee when standing upright at the default pose.
+    fk = forward_kinematics(skeleton, q)
+    knee = np.asarray(fk.body_pos_m)[0, skeleton.body_names.index("tibia_r")]
+    ankle = np.asarray(fk.body_pos_m)[0, skeleton.body_names.index("talus_r")]
+    assert ankle[0] < knee[0] - 0.1
