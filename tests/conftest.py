@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,15 @@ def real_data() -> Path:
 def golden_data() -> Path:
     """The folder `../shared/data/golden` (skips the test when it is absent)."""
     return _require(GOLDEN_DATA)
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory) -> Path:
+    """A folder with `denoiser/` and `refiner/` train.py workdirs: 20 steps each on the synthetic demo store
+    (`configs/demo.py:runlocal`). Untrained in any useful sense; for end-to-end plumbing tests."""
+    root = tmp_path_factory.mktemp("demo_models")
+    for name, arg in (("denoiser", "runlocal"), ("refiner", "task=refiner,runlocal")):
+        cmd = [sys.executable, "train.py", f"--config=configs/demo.py:{arg}", f"--workdir={root / name}"]
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return root

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +14,13 @@ from gaitjax.data.storage import read_storage, write_storage
 from gaitjax.predict import main
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 OPENCAP = "walk_opencap_subject4"
 OPENCAP_OSIM = f"{OPENCAP}/optimized_scale_and_markers.osim"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """Denoiser and refiner trained for 20 steps each on the synthetic demo store (train.py workdirs)."""
-    root = tmp_path_factory.mktemp("model")
-    for name, arg in (("denoiser", "runlocal"), ("refiner", "task=refiner,runlocal")):
-        cmd = [sys.executable, "train.py", f"--config=configs/demo.py:{arg}", f"--workdir={root / name}"]
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return root
+def model_dir(demo_models):
+    return demo_models
 
 
 def _predict(model_dir, osim, mots, out, *extra) -> int:

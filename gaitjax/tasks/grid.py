@@ -223,7 +223,10 @@ def summarise(rows: list[dict]) -> dict[str, dict[float, tuple[float, float]]]:
             sel = [r for r in rows if r["metric"] == m and r["factor"] == f and np.isfinite(r["value"])]
             seeds = sorted({r["seed"] for r in sel})
             per_seed = [np.mean([r["value"] for r in sel if r["seed"] == s]) for s in seeds]
-            out[m][f] = (float(np.mean(per_seed)) if per_seed else float("nan"), float(np.std(per_seed)))
+            if per_seed:
+                out[m][f] = (float(np.mean(per_seed)), float(np.std(per_seed)))
+            else:  # no finite value (e.g. no complete gait cycle in any generated window)
+                out[m][f] = (float("nan"), float("nan"))
     return out
 
 

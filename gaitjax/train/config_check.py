@@ -207,7 +207,9 @@ def base_config(kind: str = "denoiser", preset: str = "paper") -> ml_collections
     c.optim = dataclasses.asdict(optim)
     c.train = dataclasses.asdict(TrainConfig(steps=steps, log_every=100, checkpoint_every=5000))
     c.sampler = {"n_steps": 50}
-    c.evals = {"every": 0}
+    from gaitjax.evaluation.runner import EvalConfig  # evaluate.py reads this section
+
+    c.evals = dataclasses.asdict(EvalConfig())
     c.mesh = [("data", -1), ("fsdp", 1)]
     return c
 
