@@ -7,10 +7,10 @@ and writes CSV/JSON tables and PNG figures into the workdir. Set the models with
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from gaitjax.entry import fail, flags_parser
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (its evals section).", lock_config=True
@@ -20,18 +20,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _fail(message: str) -> None:
-    print(f"evaluate.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    try:
-        return flags.FLAGS(argv)
-    except (AttributeError, KeyError) as e:
-        key = next((a.split("=")[0] for a in argv if a.startswith("--config.")), "--config.*")
-        _fail(f"unknown config key in {key}: {str(e.args[0] if e.args else e).strip()!r}")
-    except flags.Error as e:
-        _fail(str(e))
+    fail("evaluate.py", message)
 
 
 def main(argv: list[str]) -> None:
@@ -48,4 +37,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    from gaitjax.data.errors import GaitDataError
+
+    app.run(main, flags_parser=flags_parser("evaluate.py", GaitDataError))

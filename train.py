@@ -6,10 +6,10 @@ Multi-process: run the same command once per process with --num_processes, --pro
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from gaitjax.entry import fail, flags_parser
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, plots).")
@@ -20,23 +20,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _fail(message: str) -> None:
-    print(f"train.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    # An unknown --config.* key or a bad config argument would otherwise end in a long traceback.
-    from gaitjax.train.config_check import ConfigError
-
-    try:
-        return flags.FLAGS(argv)
-    except (AttributeError, KeyError) as e:
-        key = next((a.split("=")[0] for a in argv if a.startswith("--config.")), "--config.*")
-        _fail(f"unknown config key in {key}: {str(e.args[0] if e.args else e).strip()!r}")
-    except ConfigError as e:
-        _fail(str(e))
-    except flags.Error as e:
-        _fail(str(e))
+    fail("train.py", message)
 
 
 def main(argv: list[str]) -> None:
@@ -59,4 +43,8 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    from gaitjax.data.errors import GaitDataError
+    from gaitjax.train.config_check import ConfigError
+
+    # An unknown --config.* key or a bad config argument would otherwise end in a long traceback.
+    app.run(main, flags_parser=flags_parser("train.py", ConfigError, GaitDataError))

@@ -15,6 +15,7 @@ folder whose `denoiser/` and `refiner/` subfolders are such workdirs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -53,6 +54,19 @@ class LoadedModel:
     @property
     def schedule(self) -> str:
         return self.spec.get("schedule", "scaled_linear")
+
+    def denoise_fn(self) -> jax.tree_util.Partial:
+        """`f(x_btc, t_b)` for the DDIM sampler, with the params as traced arguments. The function inside is
+        one object per architecture, so repeated sampler calls hit the jit cache instead of retracing."""
+        return jax.tree_util.Partial(_denoiser_apply(self.module), self.params)
+
+
+@functools.lru_cache(maxsize=16)
+def _denoiser_apply(module: nn.Module):
+    def apply(params, x_btc, t_b):
+        return module.apply({"params": params}, x_btc, t_b, deterministic=True)
+
+    return apply
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -130,13 +130,6 @@ class ForceEstimate:
     samples_stc: np.ndarray | None = None
 
 
-def _denoise_fn(model: LoadedModel):
-    def apply(params, x_btc, t_b):
-        return model.module.apply({"params": params}, x_btc, t_b, deterministic=True)
-
-    return jax.tree_util.Partial(apply, model.params)
-
-
 @functools.lru_cache(maxsize=8)
 def _refine_fn(module):
     """One jitted apply per refiner architecture (Flax modules hash by their fields)."""
@@ -195,7 +188,7 @@ def fill_kinematics(
         filled_n = np.where(known_wlc, x_n, 0.0)
     elif method == "diffusion":
         result = sample_chunked(
-            _denoise_fn(denoiser),
+            denoiser.denoise_fn(),
             make_schedule(denoiser.schedule),
             known_btc=x_n,
             mask_btc=known_wlc,

@@ -158,11 +158,8 @@ def run_grid(
         )
         target, _, weight = guidance.batch_args
         guidance = dataclasses.replace(guidance, batch_args=(target, thd_bc, weight))
-    denoise = jax.tree_util.Partial(
-        lambda p, x, t: denoiser.module.apply({"params": p}, x, t, deterministic=True), denoiser.params
-    )
     result = sample_chunked(
-        denoise,
+        denoiser.denoise_fn(),
         make_schedule(denoiser.schedule),
         known_btc=known_btc,
         mask_btc=mask_btc,
