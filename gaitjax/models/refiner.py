@@ -24,7 +24,7 @@ from typing import Literal
 import flax.linen as nn
 import jax
 
-from gaitjax.models.rotary import RotarySelfAttention, TorchLinear
+from gaitjax.models.rotary import MatmulDtype, RotarySelfAttention, TorchLinear, check_matmul_dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +41,8 @@ class RefinerConfig:
         dropout: dropout on both residual branches (attention probabilities have none).
         ln_eps: LayerNorm epsilon.
         rotary: "released" (rotate the block input before Q/K) or "paper" (rotate per-head Q/K).
+        matmul_dtype: operand dtype of every matmul, "float32" or "bfloat16" (float32 accumulation and
+            outputs; parameters, LayerNorm, softmax and residuals stay float32; see `DenoiserConfig`).
     """
 
     n_in: int = 51
@@ -52,10 +54,12 @@ class RefinerConfig:
     dropout: float = 0.1
     ln_eps: float = 1e-5
     rotary: Literal["released", "paper"] = "released"
+    matmul_dtype: MatmulDtype = "float32"
 
     def __post_init__(self):
         if self.rotary not in ("released", "paper"):
             raise ValueError(f"rotary must be 'released' or 'paper', got {self.rotary!r}")
+        check_matmul_dtype(self.matmul_dtype)
         if self.width % self.heads or self.width % 2:
             raise ValueError(f"width {self.width} must be even and divisible by heads {self.heads}")
 
@@ -81,14 +85,16 @@ class EncoderBlock(nn.Module):
     @nn.compact
     def __call__(self, h_btd: jax.Array, *, deterministic: bool) -> jax.Array:
         cfg = self.config
+        mm = cfg.matmul_dtype
         drop = nn.Dropout(cfg.dropout)
-        a_btd = RotarySelfAttention(cfg.heads, rotary=cfg.rotary, attn_dropout=0.0, name="self_attn")(
-            h_btd, deterministic=deterministic
-        )
+        a_btd = RotarySelfAttention(
+            cfg.heads, rotary=cfg.rotary, attn_dropout=0.0, matmul_dtype=mm, name="self_attn"
+        )(h_btd, deterministic=deterministic)
         h_btd = nn.LayerNorm(epsilon=cfg.ln_eps, use_fast_variance=False, name="norm1")(
             h_btd + drop(a_btd, deterministic=deterministic)
         )
-        f_btd = TorchLinear(cfg.width, name="fc2")(jax.nn.relu(TorchLinear(cfg.ff_dim, name="fc1")(h_btd)))
+        f_btf = jax.nn.relu(TorchLinear(cfg.ff_dim, matmul_dtype=mm, name="fc1")(h_btd))
+        f_btd = TorchLinear(cfg.width, matmul_dtype=mm, name="fc2")(f_btf)
         return nn.LayerNorm(epsilon=cfg.ln_eps, use_fast_variance=False, name="norm2")(
             h_btd + drop(f_btd, deterministic=deterministic)
         )
@@ -116,7 +122,7 @@ class Refiner(nn.Module):
             Normalised kinetic channels [B, T, 12] (channels.KINETIC_IDX order).
         """
         cfg = self.config
-        h_btd = TorchLinear(cfg.width, name="input_to_embedding")(kin_btk)
+        h_btd = TorchLinear(cfg.width, matmul_dtype=cfg.matmul_dtype, name="input_to_embedding")(kin_btk)
         for i in range(cfg.depth):
             h_btd = EncoderBlock(cfg, name=f"encoder_layers_{i}")(h_btd, deterministic=deterministic)
-        return TorchLinear(cfg.n_out, name="embedding_to_output")(h_btd)
+        return TorchLinear(cfg.n_out, matmul_dtype=cfg.matmul_dtype, name="embedding_to_output")(h_btd)

@@ -6,11 +6,13 @@ each head's projected queries and keys [B, T, H, K]. Both rotate interleaved pai
 pos * f_i with f_i = 1 / 10000^(2i / dim) (GPT-J style, not the NeoX half split).
 
 Also holds `TorchLinear`, a Dense layer with PyTorch's default initialisation (kernel [in, out] = torch
-weight transposed), used by every module in `gaitjax.models`.
+weight transposed), used by every module in `gaitjax.models`, and `lowp_einsum`, the reduced-precision
+matmul both use when `matmul_dtype="bfloat16"` (operands rounded to bf16, float32 accumulation and output).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -20,7 +22,78 @@ import jax
 import jax.numpy as jnp
 
 RotaryMode = Literal["released", "paper", "none"]
+MatmulDtype = Literal["float32", "bfloat16"]
+MATMUL_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
+
+
+def check_matmul_dtype(matmul_dtype: str) -> None:
+    """Raises ValueError unless `matmul_dtype` is one of MATMUL_DTYPES."""
+    if matmul_dtype not in MATMUL_DTYPES:
+        raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}, got {matmul_dtype!r}")
+
+
+def _gradient_specs(spec: str) -> tuple[str, str]:
+    """The einsum specs of the two cotangents of `lhs,rhs->out`: `out,rhs->lhs` and `lhs,out->rhs`.
+
+    Valid when every index of an operand also appears in the other operand or in the output (no index is
+    summed inside a single operand), which holds for matmuls, batched matmuls and attention.
+    """
+    inputs, out = spec.replace(" ", "").split("->")
+    lhs, rhs = inputs.split(",")
+    letters = lambda s: set(s.replace("...", ""))
+    for own, other in ((lhs, rhs), (rhs, lhs)):
+        if not letters(own) <= letters(other) | letters(out):
+            raise ValueError(f"lowp_einsum: {spec!r} sums an index inside one operand; not supported")
+    return f"{out},{rhs}->{lhs}", f"{lhs},{out}->{rhs}"
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _lowp_einsum(spec: str, dtype: str, a: jax.Array, b: jax.Array) -> jax.Array:
+    return jnp.einsum(spec, a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def _lowp_einsum_fwd(spec, dtype, a, b):
+    a_low, b_low = a.astype(dtype), b.astype(dtype)
+    out = jnp.einsum(spec, a_low, b_low, preferred_element_type=jnp.float32)
+    # The rounded operands are the residuals: half the memory of float32 ones; zero-size arrays carry
+    # the primal dtypes so the cotangents come back in them.
+    return out, (a_low, b_low, jnp.zeros((0,), a.dtype), jnp.zeros((0,), b.dtype))
+
+
+def _lowp_einsum_bwd(spec, dtype, res, g):
+    a_low, b_low, a_like, b_like = res
+    spec_a, spec_b = _gradient_specs(spec)
+    g_low = g.astype(dtype)
+    da = jnp.einsum(spec_a, g_low, b_low, preferred_element_type=jnp.float32)
+    db = jnp.einsum(spec_b, a_low, g_low, preferred_element_type=jnp.float32)
+    return da.astype(a_like.dtype), db.astype(b_like.dtype)
+
+
+_lowp_einsum.defvjp(_lowp_einsum_fwd, _lowp_einsum_bwd)
+
+
+def lowp_einsum(spec: str, a: jax.Array, b: jax.Array, dtype: str = "bfloat16") -> jax.Array:
+    """`einsum(spec, a, b)` with both operands rounded to `dtype`, accumulated and returned in float32.
+
+    The backward pass is reduced-precision too: the float32 output cotangent is rounded to `dtype` and
+    the two gradient matmuls run on the rounded operands with float32 accumulation (the rule torch's
+    autocast follows). Without this custom VJP, JAX's transpose would multiply the float32 cotangent by
+    the bf16 operand, which XLA runs as a float32 matmul, so guided sampling and training would keep
+    float32 speed in their backward passes. Reverse mode only (no `jax.jvp`).
+
+    Args:
+        spec: a two-operand einsum spec in which no index is summed inside one operand,
+            e.g. "...i,io->...o" or "bhtk,bhsk->bhts".
+        a: left operand (float32).
+        b: right operand (float32).
+        dtype: the operand dtype, e.g. "bfloat16".
+
+    Returns:
+        float32 array; gradients have the dtypes of `a` and `b`.
+    """
+    _gradient_specs(spec)
+    return _lowp_einsum(spec, dtype, a, b)
 
 
 def rotary_freqs(dim: int, theta: float = 10000.0) -> jax.Array:
@@ -73,20 +146,32 @@ def uniform_init(bound: float) -> Initializer:
 class TorchLinear(nn.Module):
     """Dense layer with torch.nn.Linear's default init: kernel and bias ~ U(+-1/sqrt(fan_in)).
 
-    Params: `kernel` [in, out] (= torch weight [out, in] transposed) and `bias` [out].
+    Params: `kernel` [in, out] (= torch weight [out, in] transposed) and `bias` [out], always float32.
+
+    Attributes:
+        features: output width.
+        use_bias: add the bias.
+        kernel_init, bias_init: initializers (default U(+-1/sqrt(fan_in))).
+        matmul_dtype: "float32" (plain float32 matmul) or "bfloat16" (input and kernel rounded to bf16,
+            float32 accumulation and output; see `lowp_einsum`). The bias is added in float32.
     """
 
     features: int
     use_bias: bool = True
     kernel_init: Initializer | None = None
     bias_init: Initializer | None = None
+    matmul_dtype: MatmulDtype = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         fan_in = x.shape[-1]
         default = uniform_init(1.0 / math.sqrt(fan_in))
         kernel = self.param("kernel", self.kernel_init or default, (fan_in, self.features), jnp.float32)
-        y = jnp.dot(x, kernel.astype(x.dtype))
+        check_matmul_dtype(self.matmul_dtype)
+        if self.matmul_dtype == "float32":
+            y = jnp.dot(x, kernel.astype(x.dtype))
+        else:
+            y = lowp_einsum("...i,io->...o", x, kernel, self.matmul_dtype)
         if self.use_bias:
             y = y + self.param("bias", self.bias_init or default, (self.features,), jnp.float32).astype(
                 x.dtype
@@ -107,11 +192,14 @@ class RotarySelfAttention(nn.Module):
         heads: number of heads H (head dim K = D / H).
         rotary: "released" (rotate the D-wide input of Q/K), "paper" (rotate per-head Q/K) or "none".
         attn_dropout: dropout rate on the attention probabilities.
+        matmul_dtype: operand dtype of the four projections and the score and value matmuls
+            ("float32" or "bfloat16"; accumulation, softmax and outputs stay float32).
     """
 
     heads: int
     rotary: RotaryMode = "released"
     attn_dropout: float = 0.0
+    matmul_dtype: MatmulDtype = "float32"
 
     @nn.compact
     def __call__(self, z_btd: jax.Array, *, deterministic: bool) -> jax.Array:
@@ -123,16 +211,27 @@ class RotarySelfAttention(nn.Module):
         in_init = uniform_init(math.sqrt(6.0 / (4 * d)))
         zeros = nn.initializers.zeros_init()
 
+        mm = self.matmul_dtype
+        check_matmul_dtype(mm)
         qk_in = apply_rotary(z_btd, pos_t) if self.rotary == "released" else z_btd
-        q = TorchLinear(d, kernel_init=in_init, bias_init=zeros, name="query")(qk_in)
-        k = TorchLinear(d, kernel_init=in_init, bias_init=zeros, name="key")(qk_in)
-        v = TorchLinear(d, kernel_init=in_init, bias_init=zeros, name="value")(z_btd)
+        q = TorchLinear(d, kernel_init=in_init, bias_init=zeros, matmul_dtype=mm, name="query")(qk_in)
+        k = TorchLinear(d, kernel_init=in_init, bias_init=zeros, matmul_dtype=mm, name="key")(qk_in)
+        v = TorchLinear(d, kernel_init=in_init, bias_init=zeros, matmul_dtype=mm, name="value")(z_btd)
         q_bhtk, k_bhtk, v_bhtk = (a.reshape(b, t, self.heads, k_dim).transpose(0, 2, 1, 3) for a in (q, k, v))
         if self.rotary == "paper":
             q_bhtk, k_bhtk = apply_rotary(q_bhtk, pos_t), apply_rotary(k_bhtk, pos_t)
 
-        scores_bhts = jnp.einsum("bhtk,bhsk->bhts", q_bhtk, k_bhtk) / math.sqrt(k_dim)
+        if mm == "float32":
+            scores_bhts = jnp.einsum("bhtk,bhsk->bhts", q_bhtk, k_bhtk) / math.sqrt(k_dim)
+        else:
+            scores_bhts = lowp_einsum("bhtk,bhsk->bhts", q_bhtk, k_bhtk, mm) / math.sqrt(k_dim)
         probs_bhts = jax.nn.softmax(scores_bhts.astype(jnp.float32), axis=-1).astype(z_btd.dtype)
         probs_bhts = nn.Dropout(self.attn_dropout)(probs_bhts, deterministic=deterministic)
-        out_btd = jnp.einsum("bhts,bhsk->bthk", probs_bhts, v_bhtk).reshape(b, t, d)
-        return TorchLinear(d, bias_init=zeros, name="out")(out_btd)
+        if mm == "float32":
+            out_btd = jnp.einsum("bhts,bhsk->bthk", probs_bhts, v_bhtk).reshape(b, t, d)
+        else:
+            # Heads-major output, transposed afterwards: the gradient of the "->bthk" form is a dot that
+            # XLA:CPU sends to a kernel without bf16 x bf16 -> f32 support (UNIMPLEMENTED at run time).
+            out_bhtk = lowp_einsum("bhts,bhsk->bhtk", probs_bhts, v_bhtk, mm)
+            out_btd = out_bhtk.transpose(0, 2, 1, 3).reshape(b, t, d)
+        return TorchLinear(d, bias_init=zeros, matmul_dtype=mm, name="out")(out_btd)
