@@ -33,9 +33,9 @@ CASES = {
 }
 
 
-def bench(kind: str, preset: str, batch: int, steps: int) -> dict:
+def bench(kind: str, preset: str, batch: int, steps: int, matmul_dtype: str = "float32") -> dict:
     config = base_config(kind, preset)
-    model = build_model(kind, preset)
+    model = build_model(kind, preset, matmul_dtype=matmul_dtype)
     mesh = mesh_lib.make_mesh([("data", -1), ("fsdp", 1)], jax.devices()[:1])
     tx = make_optimizer(OptimConfig(**config.optim.to_dict()))
     state, shardings = init_state(model, kind, tx, jax.random.key(0), mesh)
@@ -67,26 +67,28 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--which", default=",".join(CASES))
+    parser.add_argument("--matmul-dtypes", default="float32,bfloat16", help="float32 and/or bfloat16")
     args = parser.parse_args()
     peak = matmul_gflops()
     for name in args.which.split(","):
-        kind, preset, torch_ref = CASES[name]
-        r = bench(kind, preset, args.batch, args.steps)
-        emit(
-            f"train_step_{name}_windows_per_s",
-            round(r["windows_per_s"], 2),
-            "windows/s",
-            batch=args.batch,
-            dtype="float32",
-            params=r["params"],
-            step_s=round(r["step_s"], 3),
-            step_gflop=round(r["step_gflop"], 1),
-            achieved_gflops=round(r["gflops"], 1),
-            fraction_of_matmul_peak=round(r["gflops"] / peak, 3),
-            released_pytorch_windows_per_s_at_192_gflops=torch_ref,
-            backend=jax.default_backend(),
-            devices=len(jax.devices()),
-        )
+        for dtype in args.matmul_dtypes.split(","):
+            kind, preset, torch_ref = CASES[name]
+            r = bench(kind, preset, args.batch, args.steps, dtype)
+            emit(
+                f"train_step_{name}_{dtype}_windows_per_s",
+                round(r["windows_per_s"], 2),
+                "windows/s",
+                batch=args.batch,
+                matmul_dtype=dtype,
+                params=r["params"],
+                step_s=round(r["step_s"], 3),
+                step_gflop=round(r["step_gflop"], 1),
+                achieved_gflops=round(r["gflops"], 1),
+                fraction_of_matmul_peak=round(r["gflops"] / peak, 3),
+                released_pytorch_windows_per_s_at_192_gflops=torch_ref,
+                backend=jax.default_backend(),
+                devices=len(jax.devices()),
+            )
 
 
 if __name__ == "__main__":

