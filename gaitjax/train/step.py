@@ -87,7 +87,8 @@ def train_step(
     params = optax.apply_updates(state.params, updates)
     ema_params = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state.ema_params, params)
     new_state = state.replace(step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+    metrics = {"loss": loss, "grad_norm": grad_norm}
     metrics.update({k: jnp.mean(v) for k, v in aux.items() if jnp.ndim(v) == 0})
     return new_state, metrics
 
