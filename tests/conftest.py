@@ -38,10 +38,14 @@ def golden_data() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_models(tmp_path_factory) -> Path:
-    """A folder with `denoiser/` and `refiner/` train.py workdirs: 20 steps each on the synthetic demo store
-    (`configs/demo.py:runlocal`). Untrained in any useful sense; for end-to-end plumbing tests."""
+    """A folder with `denoiser/`, `refiner/` and `cnn/` train.py workdirs: 20 steps each on the synthetic demo
+    store (`configs/demo.py:runlocal`). Untrained in any useful sense; for end-to-end plumbing tests."""
     root = tmp_path_factory.mktemp("demo_models")
-    for name, arg in (("denoiser", "runlocal"), ("refiner", "task=refiner,runlocal")):
+    for name, arg in (
+        ("denoiser", "runlocal"),
+        ("refiner", "task=refiner,runlocal"),
+        ("cnn", "task=cnn,runlocal"),
+    ):
         cmd = [sys.executable, "train.py", f"--config=configs/demo.py:{arg}", f"--workdir={root / name}"]
         proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -22,7 +22,7 @@ from gaitjax.data import channels as ch
 from gaitjax.data.errors import GaitDataError
 from gaitjax.data.store import Store
 from gaitjax.evaluation.metrics import METRIC_TITLES, METRICS, format_table, metric_rows, trial_errors
-from gaitjax.models.bundle import Bundle, load_bundle
+from gaitjax.models.bundle import Bundle, LoadedModel, load_bundle
 from gaitjax.tasks.forces import estimate_forces, unknown_channels
 from gaitjax.tasks.grid import plot_summary, summarise, write_table
 from gaitjax.tasks.modifications import context_from_trial, run_task
@@ -47,6 +47,8 @@ class EvalConfig:
         n_seeds: samples per trial and factor; guided: use the hinge guidance; n_steps: DDIM steps.
         max_trials: use at most this many trials per task (0: all); batch: windows per jitted call.
         matmul_dtype: "" runs the models as trained; "bfloat16" rounds matmul operands to bf16.
+        baselines: more task-1 force models, "NAME=WORKDIR,..." (e.g. "cnn=runs/cnn,lstm=runs/lstm").
+        diffusion_alone: also estimate forces with the diffusion model alone (paper's model 0).
     """
 
     model: str = ""
@@ -63,6 +65,8 @@ class EvalConfig:
     max_trials: int = 0
     batch: int = 64
     matmul_dtype: str = ""
+    baselines: str = ""
+    diffusion_alone: bool = False
     every: int = 0  # reserved: evaluation during training (not used yet)
 
 
@@ -106,23 +110,43 @@ def _trials(store: Store, max_trials: int):
     return trials[:max_trials] if max_trials > 0 else trials
 
 
+def _force_models(bundle: Bundle, ev: EvalConfig) -> list[tuple[str, LoadedModel | None]]:
+    """(name, force model) pairs: the refiner, each baseline workdir, and None for "diffusion alone"."""
+    models: list[tuple[str, LoadedModel | None]] = [("refiner", bundle.refiner)]
+    for item in _split(ev.baselines):
+        name, _, path = item.partition("=")
+        if not path:
+            raise GaitDataError(f"config.evals.baselines item {item!r}: expected NAME=WORKDIR")
+        model = load_bundle(path, matmul_dtype=ev.matmul_dtype or None).refiner
+        if model is None:
+            raise GaitDataError(
+                f"config.evals.baselines {name}: {path} holds no force model (cnn, lstm, refiner)"
+            )
+        models.append((name.strip(), model))
+    if ev.diffusion_alone:
+        models.append(("diffusion", None))
+    return models
+
+
 def run_task1(bundle: Bundle, store: Store, ev: EvalConfig, key: jax.Array) -> tuple[list[dict], str]:
-    """Task 1 over every trial and condition: tidy rows and the tables in the paper's form."""
+    """Task 1 over every force model, trial and condition: tidy rows and the tables in the paper's form."""
     conditions = []
-    for mask in _split(ev.masks):
-        if mask == "none":
-            conditions.append(("none", "-", np.array([], np.int64)))
-        else:
-            conditions += [(mask, fill, unknown_channels(mask)) for fill in _split(ev.fills)]
+    for name, model in _force_models(bundle, ev):
+        for mask in _split(ev.masks):
+            if mask == "none":
+                conditions.append((name, model, "none", "-", np.array([], np.int64)))
+            else:  # the diffusion model alone generates the masked channels itself: one "fill" only
+                fills = _split(ev.fills) if model is not None else ["diffusion"]
+                conditions += [(name, model, mask, f, unknown_channels(mask)) for f in fills]
     all_rows, text = [], []
-    for mask, fill, unknown in conditions:
+    for name, model, mask, fill, unknown in conditions:
         errors = []
         for e in _trials(store, ev.max_trials):
             x_tc, valid_t = store.trial_states(e.trial_id), store.trial_valid(e.trial_id)
             est = estimate_forces(
                 x_tc,
                 unknown,
-                refiner=bundle.refiner,
+                refiner=model,
                 denoiser=bundle.denoiser,
                 fill=fill if len(unknown) else "median",
                 window_step=ev.window_step,
@@ -145,8 +169,9 @@ def run_task1(bundle: Bundle, store: Store, ev: EvalConfig, key: jax.Array) -> t
             )
         rows = metric_rows(errors)
         for r in rows:
-            all_rows.append({"mask": mask, "fill": fill, **r})
-        text.append(f"== task 1: unknown = {mask}{'' if mask == 'none' else f' (filled by {fill})'}")
+            all_rows.append({"model": name, "mask": mask, "fill": fill, **r})
+        filled = "" if mask == "none" else f" (filled by {fill})"
+        text.append(f"== task 1, {name}: unknown = {mask}{filled}")
         text.append(format_table(rows))
     return all_rows, "\n".join(text)
 
@@ -158,20 +183,27 @@ def _plot_task1(rows: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     overall = [r for r in rows if r["level"] == "all"]
-    conds = list(dict.fromkeys((r["mask"], r["fill"]) for r in overall))
+    conds = list(dict.fromkeys((r["model"], r["mask"], r["fill"]) for r in overall))
     fig, axes = plt.subplots(1, len(METRICS), figsize=(3.4 * len(METRICS), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], METRICS, strict=True):
         vals = [
-            next(r for r in overall if (r["mask"], r["fill"]) == c and r["metric"] == metric) for c in conds
+            next(r for r in overall if (r["model"], r["mask"], r["fill"]) == c and r["metric"] == metric)
+            for c in conds
         ]
         mean = [v["mae_bw_percent"] for v in vals]
         sd = [
             0.0 if v["sd_bw_percent"] is None or not np.isfinite(v["sd_bw_percent"]) else v["sd_bw_percent"]
             for v in vals
         ]
-        ax.bar(range(len(conds)), mean, yerr=sd, color="tab:blue", alpha=0.8, capsize=3)
+        names = list(dict.fromkeys(n for n, _, _ in conds))
+        colours = [plt.get_cmap("tab10")(names.index(n)) for n, _, _ in conds]
+        ax.bar(range(len(conds)), mean, yerr=sd, color=colours, alpha=0.85, capsize=3)
         ax.set_xticks(
-            range(len(conds)), [m if f == "-" else f"{m}\n{f}" for m, f in conds], fontsize=7, rotation=60
+            range(len(conds)),
+            [f"{n}: {m}" if f == "-" else f"{n}: {m}/{f}" for n, m, f in conds],
+            fontsize=7,
+            rotation=60,
+            ha="right",
         )
         ax.set_title(METRIC_TITLES[metric], fontsize=9)
         ax.set_ylabel("MAE (%BW)")

@@ -80,7 +80,8 @@ def test_trunk_sway_manipulation_scales_the_measured_sway(run_store):
 def test_evaluate_py_runs_end_to_end_with_the_demo_models(demo_models, tmp_path):
     out = tmp_path / "eval"
     cmd = [sys.executable, "evaluate.py", "--config=configs/demo.py:runlocal", f"--workdir={out}",
-           f"--config.evals.model={demo_models}"]  # fmt: skip
+           f"--config.evals.model={demo_models}", f"--config.evals.baselines=cnn={demo_models / 'cnn'}",
+           "--config.evals.diffusion_alone=True"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Mean ± SD" in proc.stdout and "== speed" in proc.stdout and "== trunk_sway" in proc.stdout
@@ -89,7 +90,9 @@ def test_evaluate_py_runs_end_to_end_with_the_demo_models(demo_models, tmp_path)
         assert (out / name).stat().st_size > 50, name
     results = json.loads((out / "results.json").read_text())
     assert results["synthetic"] is True and {"task1", "trunk_sway", "speed"} <= set(results)
-    conditions = {(r["mask"], r["fill"]) for r in results["task1"]}
-    assert conditions == {("none", "-"), ("knees", "diffusion"), ("knees", "median")}
+    conditions = {(r["model"], r["mask"], r["fill"]) for r in results["task1"]}
+    per_model = {("none", "-"), ("knees", "diffusion"), ("knees", "median")}
+    expected = {(m, *c) for m in ("refiner", "cnn") for c in per_model}
+    assert conditions == expected | {("diffusion", "none", "-"), ("diffusion", "knees", "diffusion")}
     bad = subprocess.run(cmd + ["--config.evals.tasks=task9"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "expected some of" in bad.stderr.strip().splitlines()[-1]
