@@ -94,18 +94,14 @@ class Subject:
     def calcn_fn(self):
         """coords [T, 23] (GaitDynamics order and convention) -> calcaneus origins [T, 2, 3] by our FK of the
         user's model."""
-        import jax
-
-        from gaitjax.skeleton.fk import apply_couplers, forward_kinematics
+        from gaitjax.skeleton.fk import body_positions_fn
         from gaitjax.skeleton.tree import gaitdynamics_to_q
 
         sk = self.skeleton
-        idx = np.array([sk.body_names.index(b) for b in ("calcn_r", "calcn_l")])
-        fk = jax.jit(lambda q: forward_kinematics(sk, apply_couplers(sk, q)).body_pos_m[:, idx])
+        fk = body_positions_fn(sk, ("calcn_r", "calcn_l"))  # compiled once per model, not once per trial
 
         def calcn(coords_tc: np.ndarray) -> np.ndarray:
-            q = gaitdynamics_to_q(sk, ch.OSIM_DOF_COLUMNS, coords_tc)
-            return np.asarray(fk(q.astype(np.float32)), np.float64)
+            return fk(gaitdynamics_to_q(sk, ch.OSIM_DOF_COLUMNS, coords_tc))
 
         return calcn
 

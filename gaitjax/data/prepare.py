@@ -83,23 +83,14 @@ def _model(osim_path: str):
     return model, build_skeleton(model)
 
 
-@functools.lru_cache(maxsize=64)
 def _foot_fk(skeleton):
-    """A jitted q [N, n_coords] -> [N, 4, 3] positions of calcn_r, calcn_l, toes_r, toes_l (m)."""
-    import jax
+    """q [N, n_coords] -> [N, 4, 3] origins of calcn_r, calcn_l, toes_r, toes_l (m); one jit per model."""
+    from gaitjax.skeleton.fk import body_positions_fn
 
-    from gaitjax.skeleton.fk import apply_couplers, forward_kinematics
-
-    missing = [b for b in FOOT_BODIES if b not in skeleton.body_names]
-    if missing:
-        raise GaitDataError(f"model {skeleton.name!r} has no bodies {missing}; expected {FOOT_BODIES}")
-    idx = np.array([skeleton.body_names.index(b) for b in FOOT_BODIES])
-
-    @jax.jit
-    def fk(q_tn):
-        return forward_kinematics(skeleton, apply_couplers(skeleton, q_tn)).body_pos_m[:, idx]
-
-    return lambda q_tn: np.asarray(fk(np.asarray(q_tn, np.float32)), np.float64)
+    try:
+        return body_positions_fn(skeleton, FOOT_BODIES)
+    except KeyError as e:
+        raise GaitDataError(f"{e.args[0]}; expected {FOOT_BODIES}") from None
 
 
 def estimate_height_m(skeleton) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -206,3 +207,20 @@ def apply_couplers(skeleton: Skeleton, q: jax.Array) -> jax.Array:
     for c in skeleton.couplers:
         q = q.at[..., c.dependent].set(c.scale * c.function(q[..., c.independent]))
     return q
+
+
+@functools.lru_cache(maxsize=32)
+def body_positions_fn(skeleton: Skeleton, bodies: tuple[str, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """A jitted `q [T, n_coords] -> origins [T, len(bodies), 3]` (m, ground; couplers applied), float32.
+
+    Cached per (skeleton, bodies), so every trial of a model shares one compilation (per frame count).
+
+    Raises:
+      KeyError: a body the skeleton lacks.
+    """
+    missing = [b for b in bodies if b not in skeleton.body_names]
+    if missing:
+        raise KeyError(f"model {skeleton.name!r} has no bodies {missing}")
+    idx = np.array([skeleton.body_names.index(b) for b in bodies])
+    fk = jax.jit(lambda q: forward_kinematics(skeleton, apply_couplers(skeleton, q)).body_pos_m[:, idx])
+    return lambda q_tn: np.asarray(fk(np.asarray(q_tn, np.float32)), np.float64)

@@ -21,7 +21,7 @@ from gaitjax.data.errors import GaitDataError
 from gaitjax.data.representation import model_states_to_osim
 from gaitjax.evaluation.gait_cycles import GRAVITY_M_PER_S2, min_trial_frames, segment_gait_cycles
 from gaitjax.models.bundle import LoadedModel
-from gaitjax.skeleton.fk import apply_couplers, forward_kinematics
+from gaitjax.skeleton.fk import body_positions_fn
 from gaitjax.skeleton.tree import gaitdynamics_to_q
 from gaitjax.tasks import kam as kam_lib
 from gaitjax.tasks.grid import (
@@ -78,9 +78,7 @@ def skeleton_q(skeleton, coords_tc: np.ndarray) -> np.ndarray:
 
 
 def _body_positions(skeleton, coords_tc: np.ndarray, bodies: Sequence[str]) -> np.ndarray:
-    idx = [skeleton.body_names.index(b) for b in bodies]
-    q = np.asarray(apply_couplers(skeleton, skeleton_q(skeleton, coords_tc).astype(np.float32)))
-    return np.asarray(forward_kinematics(skeleton, q).body_pos_m[:, idx], np.float64)
+    return body_positions_fn(skeleton, tuple(bodies))(skeleton_q(skeleton, coords_tc))
 
 
 def _to_opensim(x_tc: np.ndarray, ctx: TrialContext):
